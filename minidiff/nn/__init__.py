@@ -1,0 +1,7 @@
+"""Neural building blocks: the shared Transformer, its attention masks and KV cache."""
+
+from minidiff.nn import masks
+from minidiff.nn.cache import KVCache
+from minidiff.nn.transformer import Transformer, TransformerConfig, TransformerOutput
+
+__all__ = ["Transformer", "TransformerConfig", "TransformerOutput", "KVCache", "masks"]
