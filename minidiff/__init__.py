@@ -17,7 +17,18 @@ from minidiff.config import FAST, pick, seed_everything
 __version__ = "0.1.0"
 __all__ = ["config", "FAST", "pick", "seed_everything", "__version__"]
 
-_SUBPACKAGES = {"nn", "data", "train", "optim", "diffusion", "analysis", "kernels", "distributed", "flow", "autoregressive"}
+_SUBPACKAGES = {
+    "nn",
+    "data",
+    "train",
+    "optim",
+    "diffusion",
+    "analysis",
+    "kernels",
+    "distributed",
+    "flow",
+    "autoregressive",
+}
 
 
 def __getattr__(name: str):

@@ -28,7 +28,9 @@ def _env_flag(name: str) -> bool:
         return False
     if value in ("1", "true", "yes", "on"):
         return True
-    raise ValueError(f"environment variable {name} must be one of 0/1/true/false/yes/no/on/off, got {value!r}")
+    raise ValueError(
+        f"environment variable {name} must be one of 0/1/true/false/yes/no/on/off, got {value!r}"
+    )
 
 
 FAST: bool = _env_flag("MINIDIFF_FAST")
@@ -52,7 +54,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> torch.Generato
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- seeding the legacy global state is the point here
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

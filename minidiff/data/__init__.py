@@ -3,4 +3,14 @@
 from minidiff.data.tasks import Batch, Example, Task, available_tasks, extract_answers, get_task, to_batch
 from minidiff.data.vocab import SPECIALS, Vocab
 
-__all__ = ["SPECIALS", "Vocab", "Batch", "Example", "Task", "available_tasks", "extract_answers", "get_task", "to_batch"]
+__all__ = [
+    "SPECIALS",
+    "Vocab",
+    "Batch",
+    "Example",
+    "Task",
+    "available_tasks",
+    "extract_answers",
+    "get_task",
+    "to_batch",
+]

@@ -51,7 +51,9 @@ class Vocab:
         try:
             return [self.index[s] for s in symbols]
         except KeyError as err:
-            raise ValueError(f"unknown symbol {err.args[0]!r}; the vocabulary has {self.symbols[4:][:20]}...") from err
+            raise ValueError(
+                f"unknown symbol {err.args[0]!r}; the vocabulary has {self.symbols[4:][:20]}..."
+            ) from err
 
     def decode(self, ids: Sequence[int] | torch.Tensor, *, strip: bool = False) -> list[str]:
         """Map ids to symbols; ``strip`` drops PAD/BOS and stops at the first EOS."""

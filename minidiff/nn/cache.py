@@ -29,7 +29,9 @@ class KVCache:
         old_k, old_v = self.keys[layer], self.values[layer]
         if old_k is not None:
             if old_k.shape[0] != k.shape[0]:
-                raise ValueError(f"batch size changed from {old_k.shape[0]} to {k.shape[0]} within one KVCache")
+                raise ValueError(
+                    f"batch size changed from {old_k.shape[0]} to {k.shape[0]} within one KVCache"
+                )
             k, v = torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
         if update:
             self.keys[layer], self.values[layer] = k, v

@@ -103,7 +103,9 @@ def block_diffusion(
 def key_padding(valid: torch.Tensor) -> torch.Tensor:
     """``[B, L_k]`` bool (True = a real token) -> ``[B, 1, 1, L_k]`` mask that hides padded keys."""
     if valid.dtype != torch.bool or valid.dim() != 2:
-        raise ValueError(f"valid must be a [B, L] bool tensor, got dtype {valid.dtype} and shape {tuple(valid.shape)}")
+        raise ValueError(
+            f"valid must be a [B, L] bool tensor, got dtype {valid.dtype} and shape {tuple(valid.shape)}"
+        )
     return valid[:, None, None, :]
 
 

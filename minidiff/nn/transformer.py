@@ -66,7 +66,9 @@ class TransformerConfig:
                 f"d_model must be divisible by n_heads, got d_model={self.d_model} and n_heads={self.n_heads}"
             )
         if (self.d_model // self.n_heads) % 2:
-            raise ValueError(f"d_model / n_heads must be even for rotary embeddings, got {self.d_model // self.n_heads}")
+            raise ValueError(
+                f"d_model / n_heads must be even for rotary embeddings, got {self.d_model // self.n_heads}"
+            )
         if self.d_ff is None:
             self.d_ff = 32 * math.ceil(8 * self.d_model / 3 / 32)
         elif not isinstance(self.d_ff, int) or self.d_ff < 1:
@@ -93,12 +95,16 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x: [B, H, L, Dh]; positions: [L] or [B, L] integer positions."""
-        cos, sin = self.cos[positions], self.sin[positions]  # [L, Dh/2] or [B, L, Dh/2]
+    def angles(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for integer ``positions`` ([L] or [B, L]), shaped to broadcast over [B, H, L, Dh/2]."""
+        cos, sin = self.cos[positions], self.sin[positions]
         if positions.dim() == 2:
             cos, sin = cos[:, None], sin[:, None]
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        return cos.to(dtype), sin.to(dtype)
+
+    @staticmethod
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate pairs (x_i, x_{i + d/2}) of x [B, H, L, Dh] by the position angles."""
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
@@ -113,7 +119,9 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         half = self.n_freq // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        freqs = torch.exp(
+            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+        )
         args = 1000.0 * t.float()[..., None] * freqs  # t in [0, 1] scaled to the usual [0, 1000] range
         emb = torch.cat([args.cos(), args.sin()], dim=-1)
         return self.mlp(emb.to(self.mlp[0].weight.dtype))
@@ -145,8 +153,7 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rope: RotaryEmbedding,
-        positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         attn_mask: torch.Tensor | None,
         is_causal: bool,
         time_emb: torch.Tensor | None,
@@ -160,7 +167,7 @@ class Block(nn.Module):
             shift1, scale1, shift2, scale2 = self.modulation(F.silu(time_emb)).chunk(4, dim=-1)
             h = h * (1 + scale1) + shift1
         q, k, v = self.qkv(h).view(b, n, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = rope(q, positions), rope(k, positions)
+        q, k = RotaryEmbedding.rotate(q, *rope), RotaryEmbedding.rotate(k, *rope)
         if cache is not None:
             k, v = cache.extend(layer, k, v, update=cache_update)
         drop = self.dropout if self.training else 0.0
@@ -245,7 +252,9 @@ class Transformer(nn.Module):
         n_k = offset + n
         if attn_mask is not None:
             if attn_mask.dtype != torch.bool:
-                raise TypeError(f"attn_mask must be a bool tensor (True = may attend), got dtype {attn_mask.dtype}")
+                raise TypeError(
+                    f"attn_mask must be a bool tensor (True = may attend), got dtype {attn_mask.dtype}"
+                )
             if attn_mask.shape[-2:] != (n, n_k):
                 raise ValueError(
                     f"attn_mask must end in shape [L_q, L_k] = [{n}, {n_k}], got {tuple(attn_mask.shape)}"
@@ -262,7 +271,9 @@ class Transformer(nn.Module):
             mask = None
         if key_mask is not None:
             if key_mask.dtype != torch.bool or key_mask.shape[-1] != n_k:
-                raise ValueError(f"key_mask must be a [B, {n_k}] bool tensor, got {key_mask.dtype} {tuple(key_mask.shape)}")
+                raise ValueError(
+                    f"key_mask must be a [B, {n_k}] bool tensor, got {key_mask.dtype} {tuple(key_mask.shape)}"
+                )
             km = key_mask[:, None, None, :]
             mask = km if mask is None else mask & km
         return mask, False
@@ -323,9 +334,10 @@ class Transformer(nn.Module):
             time_emb = self.time_embed(t)
             time_emb = time_emb[:, None, :] if time_emb.dim() == 2 else time_emb
         mask, is_causal = self._attention_mask(attn_mask, key_mask, n, offset, x.device)
+        rope = self.rope.angles(positions, x.dtype)
         hidden = [x] if return_hidden else []
         for i, block in enumerate(self.blocks):
-            x = block(x, self.rope, positions, mask, is_causal, time_emb, kv_cache, i, cache_update)
+            x = block(x, rope, mask, is_causal, time_emb, kv_cache, i, cache_update)
             if return_hidden:
                 hidden.append(x)
         if kv_cache is not None and cache_update:

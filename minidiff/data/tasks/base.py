@@ -25,7 +25,17 @@ import torch
 
 from minidiff.data.vocab import Vocab
 
-__all__ = ["Example", "Batch", "Task", "register", "get_task", "available_tasks", "to_batch", "extract_answers", "check_n"]
+__all__ = [
+    "Example",
+    "Batch",
+    "Task",
+    "register",
+    "get_task",
+    "available_tasks",
+    "to_batch",
+    "extract_answers",
+    "check_n",
+]
 
 
 @dataclass
@@ -76,7 +86,9 @@ class Task(abc.ABC):
         ans = " ".join(self.vocab.decode(example.answer if answer is None else list(answer)))
         return f"{prompt} -> {ans}"
 
-    def evaluate(self, examples: Sequence[Example], answers: Sequence[Sequence[int]] | torch.Tensor) -> dict[str, float]:
+    def evaluate(
+        self, examples: Sequence[Example], answers: Sequence[Sequence[int]] | torch.Tensor
+    ) -> dict[str, float]:
         """Average :meth:`check` over examples.
 
         ``answers`` is a list of answers (ids) or a ``[N, L]`` tensor of full sequences as a sampler returns them
@@ -85,7 +97,9 @@ class Task(abc.ABC):
         if isinstance(answers, torch.Tensor):
             answers = extract_answers(answers, examples, self.vocab)
         if len(answers) != len(examples):
-            raise ValueError(f"answers must have one entry per example: {len(answers)} answers for {len(examples)} examples")
+            raise ValueError(
+                f"answers must have one entry per example: {len(answers)} answers for {len(examples)} examples"
+            )
         totals: Counter = Counter()
         for example, answer in zip(examples, answers):
             for key, value in self.check(example, list(answer)).items():
@@ -130,7 +144,12 @@ def to_batch(
         raise ValueError("examples must be a non-empty sequence")
     rows = []
     for e in examples:
-        rows.append(([vocab.bos_id] if bos else []) + list(e.prompt) + list(e.answer) + ([vocab.eos_id] if eos else []))
+        rows.append(
+            ([vocab.bos_id] if bos else [])
+            + list(e.prompt)
+            + list(e.answer)
+            + ([vocab.eos_id] if eos else [])
+        )
     longest = max(len(r) for r in rows)
     if length is None:
         length = longest
@@ -150,7 +169,9 @@ def to_batch(
     return Batch(tokens, prompt_mask, answer_mask, tokens != vocab.pad_id, prompt_lengths)
 
 
-def extract_answers(tokens: torch.Tensor, examples: Sequence[Example], vocab: Vocab, *, bos: bool = True) -> list[list[int]]:
+def extract_answers(
+    tokens: torch.Tensor, examples: Sequence[Example], vocab: Vocab, *, bos: bool = True
+) -> list[list[int]]:
     """Cut each generated answer out of full sequences laid out as :func:`to_batch` does.
 
     The answer starts after ``[BOS] prompt`` and ends at the first EOS or PAD; leftover MASK tokens are kept, so
