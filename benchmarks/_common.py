@@ -17,9 +17,9 @@ def time_interleaved(
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(clock() - start)
     return {name: sorted(s)[len(s) // 2] for name, s in samples.items()}
 
 

@@ -5,6 +5,6 @@ Adding an optimizer means adding one module to this package that decorates its c
 This ``__init__`` imports only the registry, so ``import minidiff.optim`` stays cheap.
 """
 
-from minidiff.optim.registry import available, create, register
+from minidiff.optim.registry import available, create, get, register
 
-__all__ = ["available", "create", "register"]
+__all__ = ["available", "create", "get", "register"]

@@ -82,6 +82,16 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def get(name: str) -> Callable[..., torch.optim.Optimizer]:
+    """The class (or factory) registered as ``name``; unknown names raise ``ValueError`` listing the known ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    _load(name)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; available optimizers: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
 def create(
     name: str, params: Iterable[torch.Tensor] | Iterable[dict], **hparams: Any
 ) -> torch.optim.Optimizer:
@@ -89,9 +99,4 @@ def create(
 
     Unknown names raise ``ValueError`` listing the available ones.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
-    _load(name)
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}; available optimizers: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](params, **hparams)
+    return get(name)(params, **hparams)
