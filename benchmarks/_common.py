@@ -8,9 +8,17 @@ from collections.abc import Callable
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 2
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved so drifting load hits all of them alike."""
+    """Median seconds per call of each function, calls interleaved so drifting load hits all of them alike.
+
+    ``clock=time.thread_time`` measures the CPU time of the calling thread, which holds up on a loaded machine for
+    single-threaded work (with ``torch.set_num_threads(1)``).
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
