@@ -65,10 +65,11 @@ format: $(VENV)/.stamp-dev
 # Unit tests, the chapters under nbval (fast mode, lax, with the cells marked NBVAL_CHECK_OUTPUT compared) and
 # the browser tests, in one pytest run spread over $(JOBS) workers; --dist loadfile keeps a notebook on one worker.
 # Widgets show their static face (MINIDIFF_WIDGETS=static): a FigureWidget's state is useless under nbval.
+# One thread per worker (OMP_NUM_THREADS=1): two workers on two cores, and toy models gain nothing from more.
 # Under CI=true a missing chromium fails the browser tests instead of skipping them. The book's browser test
 # builds a small book, hence the book extra.
 test: $(VENV)/.stamp-dev $(VENV)/.stamp-book browser-deps lint
-	MINIDIFF_FAST=1 MINIDIFF_WIDGETS=static $(BIN)/python -m pytest -n $(JOBS) --dist loadfile \
+	MINIDIFF_FAST=1 MINIDIFF_WIDGETS=static OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile \
 	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  tests tutorials $(PYTEST_ARGS)
 

@@ -8,7 +8,7 @@ Steps
 1. The chapters are ``tutorials/NN_*.ipynb`` (whatever exists; the table of contents follows them).
 2. Each chapter is executed in **full mode** (``MINIDIFF_FAST`` unset) with ``MINIDIFF_WIDGETS=static`` (a live
    ``FigureWidget`` does not survive into static HTML), by nbclient with the running Python as kernel, in parallel
-   (``--jobs``, threads split between them). A chapter is skipped when its cache key (its code cells plus every
+   (``--jobs``, one thread each unless BOOK_THREADS is set). A chapter is skipped when its cache key (its code cells plus every
    source file of ``minidiff/`` and ``widgets/``) matches the last run kept in ``book/_build/executed/``, or the
    committed notebook's own record (written by ``--execute-in-place``) with outputs unchanged since then.
 3. The executed notebooks are copied into ``book/_build/src`` with every plotly figure rendered to HTML that calls
@@ -292,7 +292,9 @@ def execute_chapters(
     if not todo:
         return status
     jobs = max(1, min(jobs, len(todo)))
-    threads = max(1, (os.cpu_count() or 2) // jobs)
+    # One thread per chapter unless BOOK_THREADS says otherwise: the toy models gain little from more, and on a
+    # loaded machine OpenMP threads that wait for a core spin, which made a chapter ~10x slower in our runs.
+    threads = int(os.environ.get("BOOK_THREADS", "1"))
     print(
         f"[book] executing {len(todo)} chapter(s) in full mode, {jobs} at a time, {threads} thread(s) each",
         flush=True,
