@@ -42,7 +42,7 @@ def next_token_loss(model, batch: Batch | torch.Tensor) -> tuple[torch.Tensor, d
 @torch.no_grad()
 def generate(
     model,
-    prompts: torch.Tensor,
+    prompts: torch.Tensor | Batch,
     max_new_tokens: int,
     *,
     prompt_lengths: torch.Tensor | None = None,
@@ -58,8 +58,14 @@ def generate(
     ``prompts [B, P]`` may hold prompts of different lengths, right-padded, with their lengths in
     ``prompt_lengths``: every row is teacher-forced through its own prompt and sampled after it. Once a row
     emits ``eos_id`` the rest of it is ``pad_id``; decoding stops early when every row has finished.
-    Returns ``[B, max(prompt_lengths) + max_new_tokens]`` (or shorter after an early stop).
+    ``prompts`` may also be a :class:`~minidiff.data.Batch`, whose ``[BOS] prompt`` parts are used (its answers
+    are ignored). Returns ``[B, max(prompt_lengths) + max_new_tokens]`` (or shorter after an early stop).
     """
+    if isinstance(prompts, Batch):
+        if prompt_lengths is not None:
+            raise ValueError("prompt_lengths must be None when prompts is a Batch (it carries its own)")
+        prompt_lengths = prompts.prompt_lengths
+        prompts = prompts.tokens[:, : int(prompt_lengths.max())]
     if prompts.dim() != 2:
         raise ValueError(f"prompts must have shape [B, P], got {tuple(prompts.shape)}")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:

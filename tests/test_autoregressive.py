@@ -64,3 +64,14 @@ def test_bad_inputs_are_rejected():
         generate(m, torch.tensor([[5, 6]]), -1)
     with pytest.raises(TypeError, match="batch must be"):
         next_token_loss(m, [[1, 2]])
+
+
+def test_generate_accepts_a_batch_and_uses_its_prompts():
+    m = model()
+    vocab = Vocab([str(i) for i in range(8)])
+    batch = to_batch([Example([4, 5], [6, 7, 8]), Example([9], [10])], vocab)
+    from_batch = generate(m, batch, 3, temperature=0)
+    by_hand = generate(m, batch.tokens[:, :3], 3, prompt_lengths=batch.prompt_lengths, temperature=0)
+    assert torch.equal(from_batch, by_hand)
+    with pytest.raises(ValueError, match="prompt_lengths must be None"):
+        generate(m, batch, 3, prompt_lengths=batch.prompt_lengths)
