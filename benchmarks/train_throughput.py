@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import torch
 
@@ -55,7 +56,13 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=pick(full=256, fast=64))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=pick(full=10, fast=3))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--cpu-time", action="store_true", help="time with process CPU time (robust on a shared machine)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     ours, theirs = build_pair(args.d_model, args.layers, args.heads, args.vocab, args.seq_len)
@@ -73,11 +80,14 @@ def main() -> None:
         logits = theirs(input_ids=x[:, :-1]).logits
         torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
 
-    seconds = time_interleaved({"minidiff": step_ours, "transformers": step_theirs}, repeats=args.repeats)
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    seconds = time_interleaved(
+        {"minidiff": step_ours, "transformers": step_theirs}, repeats=args.repeats, clock=clock
+    )
     tokens = args.batch * (args.seq_len - 1)
     tps = {name: tokens / s for name, s in seconds.items()}
     print(
-        f"device cpu, {torch.get_num_threads()} threads; d_model {args.d_model}, layers {args.layers}, "
+        f"device cpu, {torch.get_num_threads()} threads, {'CPU' if args.cpu_time else 'wall'} time; d_model {args.d_model}, layers {args.layers}, "
         f"heads {args.heads}, seq {args.seq_len}, batch {args.batch}"
     )
     print(f"parameters: minidiff {n_ours:,}  transformers {n_theirs:,}")
