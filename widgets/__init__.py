@@ -9,6 +9,15 @@ buttons, computed ahead on a grid) for the book and for talks (``widget.to_html(
 """
 
 from widgets.base import MODE_ENV, Widget, display_mode, plotly_mimebundle
+from widgets.bench import BenchExplorer
 from widgets.history import HistoryViewer, trailing_mean
 
-__all__ = ["MODE_ENV", "Widget", "display_mode", "plotly_mimebundle", "HistoryViewer", "trailing_mean"]
+__all__ = [
+    "MODE_ENV",
+    "Widget",
+    "display_mode",
+    "plotly_mimebundle",
+    "BenchExplorer",
+    "HistoryViewer",
+    "trailing_mean",
+]
