@@ -11,6 +11,8 @@ buttons, computed ahead on a grid) for the book and for talks (``widget.to_html(
 from widgets.base import MODE_ENV, Widget, display_mode, plotly_mimebundle
 from widgets.bench import BenchExplorer
 from widgets.history import HistoryViewer, trailing_mean
+from widgets.optim import SingularValueMap
+from widgets.spectra import SpectrumViewer
 
 __all__ = [
     "MODE_ENV",
@@ -20,4 +22,6 @@ __all__ = [
     "BenchExplorer",
     "HistoryViewer",
     "trailing_mean",
+    "SingularValueMap",
+    "SpectrumViewer",
 ]

@@ -205,3 +205,34 @@ def test_figure_must_be_implemented_and_return_a_figure():
 
     with pytest.raises(TypeError, match="must return a go.Figure"):
         Bad({"a": [1, 2]}).static()
+
+
+def test_compact_floats_rounds_floats_to_significant_digits_and_keeps_everything_else():
+    from widgets.base import compact_floats
+
+    data = {
+        "x": np.array([0.123456789, 12345.6789, -1e-7 / 3]),
+        "y": [1, 2.0000001, float("nan"), "3.14159265"],
+        "z": np.arange(3),
+        "nested": [[np.float32(0.1), 2 / 3]],
+    }
+    out = compact_floats(data, digits=3)
+    assert out["x"] == [0.123, 12300.0, -3.33e-08]
+    assert out["y"][:2] == [1, 2.0] and np.isnan(out["y"][2]) and out["y"][3] == "3.14159265"
+    assert out["z"] is data["z"]  # integer arrays untouched
+    assert out["nested"] == [[0.1, 0.667]]
+
+
+def test_static_face_in_the_notebook_is_compacted(monkeypatch):
+    import base64
+
+    monkeypatch.setenv(MODE_ENV, "static")
+    widget = Waves()
+    y = widget.static().to_dict()["data"][0]["y"]  # plotly's own encoding: float64 in base64
+    bundle = widget._repr_mimebundle_()["application/vnd.plotly.v1+json"]
+    compact = bundle["data"][0]["y"]
+    assert y["dtype"] == "f8" and compact["dtype"] == "f4"
+    full = np.frombuffer(base64.b64decode(y["bdata"]), "<f8")
+    half = np.frombuffer(base64.b64decode(compact["bdata"]), "<f4")
+    np.testing.assert_allclose(half, full, rtol=1e-6)
+    assert len(compact["bdata"]) < 0.6 * len(y["bdata"])
