@@ -215,7 +215,13 @@ class HistoryViewer(Widget):
             yaxis={"title": {"text": metric.replace("_", " ")}, "type": scale},
             height=self.height,
             hovermode="x unified",
-            legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
+            # a few runs: one row above the plot; more would wrap under the control rows at book width, so
+            # they get a column to the right of the plot instead
+            legend=(
+                {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"}
+                if len(self.runs) <= 4
+                else {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"}
+            ),
             margin={"l": 70, "r": 20, "b": 50},
         )
         return fig

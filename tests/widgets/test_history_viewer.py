@@ -126,3 +126,10 @@ def test_live_face_slider_changes_the_smoothed_curve():
     slider.value = 1
     np.testing.assert_allclose(_y(fig_widget.data[1]), h.loss, rtol=1e-6)
     assert fig_widget.layout.title.text == "loss (raw)"
+
+
+def test_many_runs_get_a_vertical_legend_beside_the_plot_a_few_a_row_above():
+    few = HistoryViewer({f"run {k}": _history(50, seed=k) for k in range(3)}).figure()
+    many = HistoryViewer({f"run {k}": _history(50, seed=k) for k in range(6)}).figure()
+    assert few.layout.legend.orientation == "h"
+    assert many.layout.legend.orientation == "v" and many.layout.legend.x > 1
