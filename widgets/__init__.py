@@ -11,6 +11,7 @@ buttons, computed ahead on a grid) for the book and for talks (``widget.to_html(
 from widgets.base import MODE_ENV, Widget, display_mode, plotly_mimebundle
 from widgets.bench import BenchExplorer
 from widgets.history import HistoryViewer, trailing_mean
+from widgets.memory import CompressionPlayer, QuantizationExplorer, ownership_figure, quantization_map_figure
 from widgets.optim import SingularValueMap
 from widgets.spectra import SpectrumViewer
 
@@ -22,6 +23,10 @@ __all__ = [
     "BenchExplorer",
     "HistoryViewer",
     "trailing_mean",
+    "CompressionPlayer",
+    "QuantizationExplorer",
+    "ownership_figure",
+    "quantization_map_figure",
     "SingularValueMap",
     "SpectrumViewer",
 ]
