@@ -13,6 +13,8 @@ from widgets.bench import BenchExplorer
 from widgets.history import HistoryViewer, trailing_mean
 from widgets.memory import CompressionPlayer, QuantizationExplorer, ownership_figure, quantization_map_figure
 from widgets.optim import SingularValueMap
+from widgets.sampling import SamplingOrderPlayer
+from widgets.schedules import ScheduleExplorer
 from widgets.spectra import SpectrumViewer
 
 __all__ = [
@@ -28,5 +30,7 @@ __all__ = [
     "ownership_figure",
     "quantization_map_figure",
     "SingularValueMap",
+    "SamplingOrderPlayer",
+    "ScheduleExplorer",
     "SpectrumViewer",
 ]
