@@ -10,6 +10,7 @@ buttons, computed ahead on a grid) for the book and for talks (``widget.to_html(
 
 from widgets.base import MODE_ENV, Widget, display_mode, plotly_mimebundle
 from widgets.bench import BenchExplorer
+from widgets.growth import GrowthPlayer
 from widgets.history import HistoryViewer, trailing_mean
 from widgets.memory import CompressionPlayer, QuantizationExplorer, ownership_figure, quantization_map_figure
 from widgets.optim import SingularValueMap
@@ -23,6 +24,7 @@ __all__ = [
     "display_mode",
     "plotly_mimebundle",
     "BenchExplorer",
+    "GrowthPlayer",
     "HistoryViewer",
     "trailing_mean",
     "CompressionPlayer",
