@@ -26,10 +26,33 @@ def scratch_registry():
 def test_create_adamw_builds_torch_adamw_with_the_given_hyperparameters():
     params = [torch.nn.Parameter(torch.zeros(3))]
     opt = create("adamw", params, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95))
-    assert type(opt) is torch.optim.AdamW
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["fused"] is True  # float CPU parameters: torch's fused kernel by default
     group = opt.param_groups[0]
     assert (group["lr"], group["weight_decay"], group["betas"]) == (1e-2, 0.1, (0.9, 0.95))
     assert group["params"][0] is params[0]
+
+
+def test_adamw_keeps_torchs_choice_where_the_fused_kernel_does_not_apply():
+    complex_param = [torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))]
+    assert not create("adamw", complex_param).defaults["fused"]
+    assert not create("adamw", [torch.nn.Parameter(torch.zeros(3))], foreach=True).defaults["fused"]
+    groups = [{"params": iter([torch.nn.Parameter(torch.zeros(2))]), "lr": 0.1}]  # an iterator is read once
+    opt = create("adamw", groups)
+    assert opt.defaults["fused"] is True and len(opt.param_groups[0]["params"]) == 1
+
+
+def test_adamw_fused_default_takes_the_same_steps_as_torchs_default():
+    torch.manual_seed(0)
+    a, b = torch.nn.Parameter(torch.randn(5, 4)), torch.nn.Parameter(torch.randn(5, 4))
+    b.data.copy_(a.data)
+    ours, theirs = create("adamw", [a], lr=1e-2), torch.optim.AdamW([b], lr=1e-2)
+    for _ in range(5):
+        g = torch.randn(5, 4)
+        a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        theirs.step()
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_available_lists_adamw_sorted():
@@ -56,7 +79,9 @@ def test_registered_factory_is_created_by_name(scratch_registry):
 def test_a_name_cannot_be_taken_twice(scratch_registry):
     with pytest.raises(ValueError, match="'adamw' is already registered"):
         register("adamw")(torch.optim.SGD)
-    register("adamw")(torch.optim.AdamW)  # registering the same object again is harmless (module reloads)
+    from minidiff.optim.adamw import AdamW
+
+    register("adamw")(AdamW)  # registering the same object again is harmless (module reloads)
 
 
 @pytest.fixture
