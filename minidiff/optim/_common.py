@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain
 from numbers import Real
 from typing import Any
@@ -57,6 +57,7 @@ __all__ = [
     "check_positive_int",
     "coordinate_clip",
     "decoupled_weight_decay_",
+    "cache_sized_chunks",
     "finite_mask",
     "scalars_to_floats",
     "state_dtype",
@@ -179,6 +180,23 @@ def finite_mask(grads: Tensors) -> list[bool]:
     reduction on CPU (a max-|g| or an L1 norm materializes |g| first and costs ~10× more).
     """
     return [math.isfinite(x) for x in scalars_to_floats([g.sum(dtype=torch.float32) for g in grads])]
+
+
+def cache_sized_chunks(*lists: Tensors, max_numel: int = 1 << 20) -> Iterator[tuple[list[torch.Tensor], ...]]:
+    """Split parallel tensor lists into consecutive chunks of at most ``max_numel`` elements per list (a tensor
+    larger than that is a chunk of its own), so that a sequence of ``torch._foreach_*`` ops over one chunk
+    finds its operands still in cache. Yields one tuple of sub-lists per chunk; lists must have equal length."""
+    if len({len(items) for items in lists}) > 1:
+        raise ValueError(f"lists must have equal lengths, got {[len(items) for items in lists]}")
+    if not lists or not lists[0]:
+        return
+    start, numel = 0, 0
+    for i, t in enumerate(lists[0]):
+        if i > start and numel + t.numel() > max_numel:
+            yield tuple(items[start:i] for items in lists)
+            start, numel = i, 0
+        numel += t.numel()
+    yield tuple(items[start:] for items in lists)
 
 
 def scalars_to_floats(scalars: Tensors) -> list[float]:

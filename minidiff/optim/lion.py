@@ -29,6 +29,7 @@ import torch
 
 from minidiff.optim._common import (
     MinidiffOptimizer,
+    cache_sized_chunks,
     check_betas,
     check_lr,
     check_non_negative,
@@ -60,8 +61,11 @@ class Lion(MinidiffOptimizer):
         beta1, beta2 = group["betas"]
         lr = group["lr"]
         exp_avgs = [s["exp_avg"] for s in states]
-        decoupled_weight_decay_(params, lr, group["weight_decay"])  # θ ← θ(1 − ηλ)
-        update = torch._foreach_lerp(exp_avgs, grads, 1.0 - beta1)  # c = β1 m + (1 − β1) g
-        torch._foreach_sign_(update)
-        torch._foreach_add_(params, update, alpha=-lr)  # θ ← θ − η sign(c)
-        torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta2)  # m ← β2 m + (1 − β2) g
+        # cache-sized chunks: c is consumed while it is still in cache (one pass over 40 MB per op is ~1.5x
+        # slower on CPU than the same ops on 4 MB at a time; benchmarks/optim_step.py)
+        for ps, gs, ms in cache_sized_chunks(params, grads, exp_avgs):
+            decoupled_weight_decay_(ps, lr, group["weight_decay"])  # θ ← θ(1 − ηλ)
+            update = torch._foreach_lerp(ms, gs, 1.0 - beta1)  # c = β1 m + (1 − β1) g
+            torch._foreach_sign_(update)
+            torch._foreach_add_(ps, update, alpha=-lr)  # θ ← θ − η sign(c)
+            torch._foreach_lerp_(ms, gs, 1.0 - beta2)  # m ← β2 m + (1 − β2) g
