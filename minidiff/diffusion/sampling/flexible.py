@@ -27,6 +27,14 @@ for tokens. On the grid t_k = 1 - k/S (our time; the paper's τ = k/S), with dt 
 Anchors (the prompt) are never changed: they only shift right as masks are inserted before them. ``temperature``
 applies to token draws (0 = argmax), not to when events fire.
 
+**Checked against the exact model.** For sequences of one repeated symbol whose length follows a small mixture, the
+Bayes-optimal ĝ_j = E[N - L | L, t] / (L + 1) is computable (``LengthOracle`` in ``tests/diffusion/test_flexible.py``);
+driven by it, every variant reproduces the length distribution, with an error first order in 1/S. Measured on the
+bracket mixture {4, 8, 32, 64} (max_length 64, 1000 samples): TV ≈ 0.08 (tau-leaping) and ≈ 0.19 (Euler, whose
+one-insertion-per-gap rule truncates rates above 1 on short sequences) at S = 64, ≈ 0.02-0.03 for both at S = 256.
+So a trained model whose lengths are far off has a poor ĝ (too little training to count the length exactly), not
+a faulty sampler.
+
 Returns ``(tokens [B, max_length] with a PAD tail, FlexTrace)``. The :class:`FlexTrace` is a
 :class:`~minidiff.diffusion.sampling.trace.Trace` (states ``[S + 1, B, max_length]``, final ``fixed`` anchors,
 ``commit_step`` per final position, NFE ...) that also records the growth: ``lengths [S + 1, B]``, the anchors
