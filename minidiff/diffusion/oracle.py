@@ -1,5 +1,10 @@
 """Exact denoisers of small enumerable distributions: "a model that knows the data".
 
+The optima they compute are those of the objectives in :mod:`minidiff.diffusion.masked` (MDLM, Sahoo et al., 2024,
+arXiv 2406.07524: the SUBS denoiser's minimiser is the posterior over clean tokens) and
+:mod:`minidiff.diffusion.uniform` (Duo, Sahoo et al., 2025, arXiv 2506.10892; rates as in SEDD, Lou et al., 2024,
+arXiv 2310.16834).
+
 Given a joint distribution p(x) over short sequences (every sequence enumerable: K^L of them), these callables
 return what a perfectly trained network would, so a sampler driven by them must reproduce p(x) (up to its own
 discretisation error), and a NELBO computed with them must equal -log p(x) where theory says it is exact. Tests

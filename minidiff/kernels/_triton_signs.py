@@ -1,4 +1,5 @@
-"""Triton kernels for 1-bit sign packing (imported only by :mod:`minidiff.kernels.signs`).
+"""Triton kernels for 1-bit sign packing (imported only by :mod:`minidiff.kernels.signs`): the compression of
+1-bit Adam (Tang et al., 2021, arXiv 2102.02888), C(x) = scale · sign(x) with scale = ‖x‖/√n.
 
 A program handles ``BYTES`` packed bytes (``8·BYTES`` elements) of one row: it loads the elements as a
 ``[BYTES, 8]`` tile, turns each row of 8 signs into a byte with a shift-and-sum, and writes its partial sum of
