@@ -2,7 +2,7 @@
 
 * ``tiny``: minutes of CPU per optimizer; the chapter's committed results (``MINIDIFF_FAST=1``: ``tiny-fast``, a
   CI smoke test of under a minute).
-* ``small``: about an hour of CPU for three optimizers.
+* ``small``: about 70 CPU-minutes for three optimizers (186 runs, measured).
 * ``gpu``: sizes that make sense on one H100 (not run on CPU).
 
 Budgets follow Wen et al. (arXiv 2509.02046): D_1x = 20 · N_nonembedding (Hoffmann et al., arXiv 2203.15556),
@@ -109,7 +109,7 @@ PRESETS: dict[str, Preset] = {
         curve_windows=128,
         val_windows=None,
         optimizers=("adamw", "muon", "soap"),  # the matrix optimizers of Wen et al.'s headline
-        description="3 char-level models of 27k-107k non-embedding parameters, 1/4-1x Chinchilla; ~1 CPU-hour "
+        description="3 char-level models of 27k-107k non-embedding parameters, 1/4-1x Chinchilla; ~70 CPU-min "
         "for 3 optimizers",
     ),
     "gpu": Preset(
