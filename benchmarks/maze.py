@@ -19,9 +19,11 @@ the same held-out subgoal lists:
 Success = every cell open, every step to a 4-neighbour, subgoals visited in order, start and end at the first and
 last subgoal. Reported per tier: mean over seeds ± standard error, and the generated answer lengths.
 
-**Length fidelity**: both models unconditional, on balanced brackets with the length mixture {4, 8, 32, 64}
-(max length 64, the paper's toy configuration) and on the lines (1-64 characters) of the shipped text; total
-variation distance between the generated and the data's length distribution (text lengths in bins of 8).
+**Length fidelity**: both models unconditional, on balanced brackets with the length mixture {4, 8, 32, 64} (max
+length 64, the paper's toy configuration) and on the lines (1-64 characters) of the shipped text; total variation
+distance between the generated and the data's length distribution (text lengths in bins of 8). A third model,
+FlexMDM with ``length_embedding=True`` (ours, not the paper's), is told the current length instead of having to
+count it with relative positions only.
 
 Full mode is resumable and can run in pieces: every finished (tier, seed) or (dataset, seed) unit is stored in
 ``--out`` (default ``tutorials/data/03_maze/results.json``, which chapter 03 loads) and skipped next time::
@@ -78,7 +80,7 @@ BRACKET_LENGTHS = {4: 0.25, 8: 0.25, 32: 0.25, 64: 0.25}
 TEXT_BIN = 8
 
 SETTINGS = {
-    "full": {"d_model": 64, "n_layers": 2, "n_heads": 4, "steps": 2000, "batch": 64, "lr": 2e-3,
+    "full": {"d_model": 64, "n_layers": 2, "n_heads": 4, "steps": 6000, "batch": 64, "lr": 2e-3,
              "n_train": 20000, "n_eval": 200, "length_steps": 1500, "length_samples": 400},
     "fast": {"d_model": 32, "n_layers": 2, "n_heads": 2, "steps": 60, "batch": 32, "lr": 2e-3,
              "n_train": 256, "n_eval": 16, "length_steps": 40, "length_samples": 32},
@@ -146,8 +148,12 @@ def text_lines(max_len: int = 64) -> list[str]:
     return [line.strip() for line in load_text().splitlines() if 0 < len(line.strip()) <= max_len]
 
 
-def length_unit(dataset: str, seed: int, cfg: dict) -> dict:
-    """Unconditional MDM and FlexMDM on ``"brackets"`` or ``"text"``: TV of the generated length distribution."""
+LENGTH_MODELS = ("mdm", "flexmdm", "flexmdm_len")  # flexmdm_len: FlexMDM(length_embedding=True), ours
+
+
+def length_unit(dataset: str, seed: int, cfg: dict, done: dict | None = None) -> dict:
+    """Unconditional MDM, FlexMDM and FlexMDM with a length embedding on ``"brackets"`` or ``"text"``: TV of the
+    generated length distribution. Models already in ``done`` (a stored unit) are kept, not retrained."""
     g = torch.Generator().manual_seed(seed)
     if dataset == "brackets":
         task = get_task("brackets", lengths=BRACKET_LENGTHS)
@@ -163,52 +169,62 @@ def length_unit(dataset: str, seed: int, cfg: dict) -> dict:
         raise ValueError(f"dataset must be 'brackets' or 'text', got {dataset!r}")
     max_len, n = 64, cfg["length_samples"]
     data_tv_ref = empirical_distribution(binned(len(s)) for s in seqs)
+    out = dict(done or {}) | {
+        "dataset": dataset,
+        "seed": seed,
+        "data": length_summary([len(s) for s in seqs]),
+    }
 
-    width = max_len + 2  # [BOS] sequence [EOS] [PAD ...]
-    rows = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long)
-    rows[:, 0] = vocab.bos_id
-    for i, s in enumerate(seqs):
-        rows[i, 1 : len(s) + 1] = torch.tensor(s)
-        rows[i, len(s) + 1] = vocab.eos_id
-    from minidiff.data.tasks.base import Batch
-
-    prompt_mask = torch.zeros_like(rows, dtype=torch.bool)
-    prompt_mask[:, 0] = True
-    batch = Batch(rows, prompt_mask, (rows != vocab.pad_id) & ~prompt_mask, rows != vocab.pad_id,
-                  torch.ones(len(seqs), dtype=torch.long))  # fmt: skip
-    mdm_proc = MaskedDiffusion(len(vocab), vocab.mask_id)
-    mdm = backbone(len(vocab), width, cfg, seed)
-    train(mdm, mdm_proc.loss, batch, cfg, seed, cfg["length_steps"])
-    prompt = batch[:n]
-    tokens, _ = sample_confidence(mdm, mdm_proc, prompt, score="random", steps=width - 1, temperature=1.0,
-                                  generator=g)  # fmt: skip
-    mdm_lengths = []
-    for row in tokens[:, 1:].tolist():
-        stop = [i for i, t in enumerate(row) if t in (vocab.eos_id, vocab.pad_id)]
-        mdm_lengths.append(stop[0] if stop else len(row))
-
-    packed = torch.full((len(seqs), max_len), vocab.pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        packed[i, : len(s)] = torch.tensor(s)
-    flex_proc = FlexibleDiffusion(len(vocab), vocab.mask_id, vocab.pad_id, max_length=max_len)
-    flex = FlexMDM(backbone(len(vocab), max_len + 1, cfg, seed), max_len, pad_id=vocab.pad_id)
-    train(flex, flex_proc.loss, packed, cfg, seed, cfg["length_steps"])
-    _, trace = sample_flexible(
-        flex, flex_proc, batch_size=n, steps=max_len, method="tau_leaping", generator=g
-    )
-    flex_lengths = trace.lengths[-1].tolist()
-
-    out = {"dataset": dataset, "seed": seed, "data": length_summary([len(s) for s in seqs])}
-    for name, lengths in (("mdm", mdm_lengths), ("flexmdm", flex_lengths)):
+    def score(name: str, lengths: list[int], rows: list[list[int]]) -> None:
         tv = total_variation(data_tv_ref, empirical_distribution(binned(max(x, 1)) for x in lengths))
         out[name] = {"length_tv": tv, "lengths": length_summary(lengths)}
         if dataset == "brackets":
             from minidiff.data.tasks.brackets import is_balanced
 
-            out[name]["valid"] = sum(
-                bool(x) and is_balanced(vocab.decode(s[:x]))
-                for s, x in zip((tokens[:, 1:] if name == "mdm" else trace.states[-1]).tolist(), lengths)
-            ) / len(lengths)
+            valid = [bool(x) and is_balanced(vocab.decode(r[:x])) for r, x in zip(rows, lengths)]
+            out[name]["valid"] = sum(valid) / len(lengths)
+
+    if "mdm" not in out:
+        width = max_len + 2  # [BOS] sequence [EOS] [PAD ...]
+        rows = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long)
+        rows[:, 0] = vocab.bos_id
+        for i, s in enumerate(seqs):
+            rows[i, 1 : len(s) + 1] = torch.tensor(s)
+            rows[i, len(s) + 1] = vocab.eos_id
+        from minidiff.data.tasks.base import Batch
+
+        prompt_mask = torch.zeros_like(rows, dtype=torch.bool)
+        prompt_mask[:, 0] = True
+        batch = Batch(rows, prompt_mask, (rows != vocab.pad_id) & ~prompt_mask, rows != vocab.pad_id,
+                      torch.ones(len(seqs), dtype=torch.long))  # fmt: skip
+        mdm_proc = MaskedDiffusion(len(vocab), vocab.mask_id)
+        mdm = backbone(len(vocab), width, cfg, seed)
+        train(mdm, mdm_proc.loss, batch, cfg, seed, cfg["length_steps"])
+        tokens, _ = sample_confidence(mdm, mdm_proc, batch[:n], score="random", steps=width - 1, temperature=1.0,
+                                      generator=g)  # fmt: skip
+        mdm_lengths = []
+        for row in tokens[:, 1:].tolist():
+            stop = [i for i, t in enumerate(row) if t in (vocab.eos_id, vocab.pad_id)]
+            mdm_lengths.append(stop[0] if stop else len(row))
+        score("mdm", mdm_lengths, tokens[:, 1:].tolist())
+
+    packed = torch.full((len(seqs), max_len), vocab.pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        packed[i, : len(s)] = torch.tensor(s)
+    flex_proc = FlexibleDiffusion(len(vocab), vocab.mask_id, vocab.pad_id, max_length=max_len)
+    for name, length_embedding in (("flexmdm", False), ("flexmdm_len", True)):
+        if name in out:
+            continue
+        flex = FlexMDM(backbone(len(vocab), max_len + 1, cfg, seed), max_len, pad_id=vocab.pad_id,
+                       length_embedding=length_embedding)  # fmt: skip
+        train(flex, flex_proc.loss, packed, cfg, seed, cfg["length_steps"])
+        gen = (
+            torch.Generator().manual_seed(seed + 1) if length_embedding else g
+        )  # the plain one keeps g's stream
+        _, trace = sample_flexible(
+            flex, flex_proc, batch_size=n, steps=max_len, method="tau_leaping", generator=gen
+        )
+        score(name, trace.lengths[-1].tolist(), trace.states[-1].tolist())
     return out
 
 
@@ -243,7 +259,11 @@ def summarise(results: dict) -> dict:
         if units:
             summary["length"][dataset] = {
                 "seeds": sorted(u["seed"] for u in units),
-                **{f"{m}_tv": mean_se([u[m]["length_tv"] for u in units]) for m in ("mdm", "flexmdm")},
+                **{
+                    f"{m}_tv": mean_se([u[m]["length_tv"] for u in units])
+                    for m in LENGTH_MODELS
+                    if all(m in u for u in units)
+                },
             }
     return summary
 
@@ -265,9 +285,11 @@ def report(results: dict) -> dict:
               f"{PAPER[tier][0]:>10} {PAPER[tier][1]:>11} {lens:>19}")  # fmt: skip
     print("\nlength fidelity: total variation to the data's length distribution (lower is better)")
     for dataset, s in summary["length"].items():
-        print(
-            f"{dataset:8} seeds {len(s['seeds'])}  MDM {pm(s['mdm_tv'], 1, 3)}  FlexMDM {pm(s['flexmdm_tv'], 1, 3)}"
+        with_len = (
+            f"  FlexMDM + length embedding {pm(s['flexmdm_len_tv'], 1, 3)}" if "flexmdm_len_tv" in s else ""
         )
+        print(f"{dataset:8} seeds {len(s['seeds'])}  MDM {pm(s['mdm_tv'], 1, 3)}  FlexMDM {pm(s['flexmdm_tv'], 1, 3)}"
+              + with_len)  # fmt: skip
     figures = {"mode": results["mode"]}
     for tier, s in summary["maze"].items():
         figures |= {f"{tier}_mdm_success": s["mdm_correct"][0], f"{tier}_flexmdm_success": s["flexmdm_correct"][0],
@@ -282,6 +304,8 @@ def report(results: dict) -> dict:
             f"{dataset}_mdm_length_tv": s["mdm_tv"][0],
             f"{dataset}_flexmdm_length_tv": s["flexmdm_tv"][0],
         }
+        if "flexmdm_len_tv" in s:
+            figures[f"{dataset}_flexmdm_len_length_tv"] = s["flexmdm_len_tv"][0]
     if "brackets" in summary["length"]:
         figures |= {"mdm_length_tv": summary["length"]["brackets"]["mdm_tv"][0],
                     "flexmdm_length_tv": summary["length"]["brackets"]["flexmdm_tv"][0]}  # fmt: skip
@@ -331,12 +355,12 @@ def main() -> None:
     for dataset in args.length:
         for seed in args.seeds:
             key = f"{dataset}/{seed}"
-            if key not in results["length"]:
+            done = results["length"].get(key)
+            if done is None or any(m not in done for m in LENGTH_MODELS):
                 start = time.perf_counter()
-                results["length"][key] = length_unit(dataset, seed, cfg)
-                u = results["length"][key]
-                print(f"[{key}] TV MDM {u['mdm']['length_tv']:.3f}  FlexMDM {u['flexmdm']['length_tv']:.3f}  "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+                results["length"][key] = u = length_unit(dataset, seed, cfg, done)
+                tvs = "  ".join(f"{m} {u[m]['length_tv']:.3f}" for m in LENGTH_MODELS)
+                print(f"[{key}] TV {tvs}  ({time.perf_counter() - start:.0f} s)", flush=True)
                 save()
     emit(report(results))
 

@@ -136,6 +136,13 @@ class FlexMDM(nn.Module):
 
     ``model(x, t, lengths=None)`` takes a packed sequence ``x [B, N]`` (PAD tail; ``lengths`` default: the non-PAD
     count), times ``t [B]`` in the library's convention, and returns a :class:`FlexOutput`.
+
+    ``length_embedding=True`` (ours, not the paper's; default off) adds a learned embedding of the current length
+    L_t to every input vector, initialised at zero so that the model computes the same function at first. The
+    paper's model, like ours by default, has only rotary (relative) positions, so its insertion head must *count*
+    the sequence to know how many tokens are still missing, which a small model learns slowly: on brackets with
+    lengths {4, 8, 32, 64} (``benchmarks/maze.py``, d_model 64, 2 layers, 1500 steps) the length distribution's
+    total variation is 0.85 without it and 0.10 with it.
     """
 
     def __init__(
@@ -146,10 +153,13 @@ class FlexMDM(nn.Module):
         pad_id: int,
         head: str = "expected",
         max_gap: int | None = None,
+        length_embedding: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
             raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        if not isinstance(length_embedding, bool):
+            raise TypeError(f"length_embedding must be True or False, got {length_embedding!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if not backbone.cfg.time_conditioning:
@@ -178,6 +188,9 @@ class FlexMDM(nn.Module):
         nn.init.zeros_(last.bias)
         if head == "expected":  # ours: start at ĝ = 1 per gap instead of softplus(0) · max_length
             nn.init.constant_(last.bias, math.log(math.expm1(1.0 / max_length)))
+        self.length_embed = nn.Embedding(max_length + 1, d) if length_embedding else None
+        if self.length_embed is not None:
+            nn.init.zeros_(self.length_embed.weight)  # the same function as without it, at first
 
     @property
     def cfg(self):
@@ -193,10 +206,12 @@ class FlexMDM(nn.Module):
         head: str = "expected",
         max_gap: int | None = None,
         copy_model: bool = True,
+        length_embedding: bool = False,
     ) -> FlexMDM:
         """Retrofit a trained masked-diffusion Transformer: add zero-init time conditioning (same function at first)
-        and an insertion head; rotary tables grow if ``max_length + 1`` exceeds ``max_len`` (they have no weights).
-        The model is deep-copied unless ``copy_model=False``."""
+        and an insertion head (and, with ``length_embedding``, a zero-init length embedding); rotary tables grow if
+        ``max_length + 1`` exceeds ``max_len`` (they have no weights). The model is deep-copied unless
+        ``copy_model=False``."""
         backbone = copy.deepcopy(model) if copy_model else model
         backbone.enable_time_conditioning()
         if backbone.cfg.max_len < max_length + 1:
@@ -204,7 +219,9 @@ class FlexMDM(nn.Module):
             cfg.max_len = max_length + 1
             rope = RotaryEmbedding(cfg.d_model // cfg.n_heads, cfg.max_len, cfg.rope_base)
             backbone.rope = rope.to(backbone.embed.weight.device)
-        return cls(backbone, max_length, pad_id=pad_id, head=head, max_gap=max_gap)
+        return cls(
+            backbone, max_length, pad_id=pad_id, head=head, max_gap=max_gap, length_embedding=length_embedding
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, *, lengths: torch.Tensor | None = None) -> FlexOutput:
         b, n = x.shape
@@ -215,7 +232,14 @@ class FlexMDM(nn.Module):
         slot = torch.full((b, 1), self.pad_id, dtype=x.dtype, device=x.device)
         x_ext = torch.cat([x, slot], dim=1)  # [B, N + 1]: the extra slot reads the last gap
         key_mask = torch.arange(n + 1, device=x.device)[None, :] <= lengths[:, None]
-        out = self.backbone(x_ext, t=t, key_mask=key_mask, return_hidden=True)
+        if self.length_embed is None:
+            out = self.backbone(x_ext, t=t, key_mask=key_mask, return_hidden=True)
+        else:
+            if bool((lengths < 0).any()) or bool((lengths > self.max_length).any()):
+                raise ValueError(f"lengths must lie in [0, max_length={self.max_length}]")
+            self.backbone._check_tokens(x_ext)
+            embeds = self.backbone.embed(x_ext) + self.length_embed(lengths)[:, None, :]
+            out = self.backbone(inputs_embeds=embeds, t=t, key_mask=key_mask, return_hidden=True)
         head = self.insertion_head(out.last_hidden).float()  # [B, N + 1, 1 or G + 1]
         if self.head == "expected":
             return FlexOutput(out.logits[:, :n], F.softplus(head.squeeze(-1)) * self.max_length)

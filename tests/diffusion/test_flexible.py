@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -288,6 +289,45 @@ def test_retrofit_keeps_the_trained_function_and_adds_the_heads():
     assert flex.cfg.time_conditioning and flex.cfg.max_len == 17
     torch.testing.assert_close(flex.backbone(x, t=torch.rand(2)), mdm(x))
     assert flex(x, torch.rand(2)).gap_counts.shape == (2, 17)
+
+
+def test_length_embedding_starts_as_the_plain_model_and_then_reads_the_length():
+    plain = flexmdm()
+    torch.manual_seed(0)
+    backbone = Transformer(vocab_size=V, d_model=32, n_layers=1, n_heads=2, max_len=17, time_conditioning=True)
+    backbone.load_state_dict(plain.backbone.state_dict())
+    with_len = FlexMDM(backbone, 16, pad_id=PAD, length_embedding=True)
+    with_len.insertion_head.load_state_dict(plain.insertion_head.state_dict())
+    x, t = rows(3, length=10), torch.rand(3)
+    a, b = plain(x, t), with_len(x, t)  # zero-initialised: the same function
+    torch.testing.assert_close(a.logits, b.logits)
+    torch.testing.assert_close(a.gap_counts, b.gap_counts)
+    with torch.no_grad():
+        with_len.length_embed.weight.normal_()
+    lengths = (x != PAD).sum(1)
+    moved = with_len(x, t, lengths=lengths)
+    assert not torch.allclose(moved.gap_counts, a.gap_counts)
+    # the embedding row used is the one of each row's length: zeroing it gives back the plain output
+    with torch.no_grad():
+        with_len.length_embed.weight[lengths] = 0.0
+    torch.testing.assert_close(with_len(x, t, lengths=lengths).gap_counts, a.gap_counts)
+    # and it is part of the checkpoint
+    state = with_len.state_dict()
+    assert "length_embed.weight" in state and "length_embed.weight" not in plain.state_dict()
+    clone = FlexMDM(copy.deepcopy(backbone), 16, pad_id=PAD, length_embedding=True)
+    clone.load_state_dict(state)
+    torch.testing.assert_close(clone(x, t).gap_counts, with_len(x, t).gap_counts)
+
+
+def test_length_embedding_argument_is_checked_and_survives_the_retrofit():
+    mdm = Transformer(vocab_size=V, d_model=32, n_layers=1, n_heads=2, max_len=16)
+    with pytest.raises(TypeError, match="length_embedding must be True or False"):
+        FlexMDM.from_masked(mdm, 16, pad_id=PAD, length_embedding="yes")
+    flex = FlexMDM.from_masked(mdm, 16, pad_id=PAD, length_embedding=True)
+    x = torch.randint(4, V, (2, 16))
+    torch.testing.assert_close(flex.backbone(x, t=torch.rand(2)), mdm(x))
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        flex(x, torch.rand(2), lengths=torch.tensor([3, 17]))
 
 
 # ---------------------------------------------------------------- the sampler
