@@ -294,7 +294,9 @@ def test_retrofit_keeps_the_trained_function_and_adds_the_heads():
 def test_length_embedding_starts_as_the_plain_model_and_then_reads_the_length():
     plain = flexmdm()
     torch.manual_seed(0)
-    backbone = Transformer(vocab_size=V, d_model=32, n_layers=1, n_heads=2, max_len=17, time_conditioning=True)
+    backbone = Transformer(
+        vocab_size=V, d_model=32, n_layers=1, n_heads=2, max_len=17, time_conditioning=True
+    )
     backbone.load_state_dict(plain.backbone.state_dict())
     with_len = FlexMDM(backbone, 16, pad_id=PAD, length_embedding=True)
     with_len.insertion_head.load_state_dict(plain.insertion_head.state_dict())
