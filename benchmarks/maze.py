@@ -26,16 +26,17 @@ FlexMDM with ``length_embedding=True`` (ours, not the paper's), is told the curr
 count it with relative positions only.
 
 Full mode is resumable and can run in pieces: every finished (tier, seed) or (dataset, seed) unit is stored in
-``--out`` (default ``tutorials/data/03_maze/results.json``, which chapter 03 loads) and skipped next time::
+``--out`` (default ``tutorials/data/03_maze/results.json``; chapter 03 merges every ``*.json`` in that folder, so
+separate pieces can run in parallel) and skipped next time::
 
     python benchmarks/maze.py --tiers easy --seeds 0 1 2       # one tier
     python benchmarks/maze.py --length brackets text --tiers    # only the length fidelity
     MINIDIFF_FAST=1 python benchmarks/maze.py                   # smoke run, a few minutes, writes nothing
 
-Cost (one thread, measured on a loaded 2-core machine): a training step takes about 0.1-0.2 s on the easy tier and
-0.2-0.4 s on the hard one, so a (tier, seed) unit is roughly 7 (easy) to 25 (hard) CPU-minutes and the whole full
-run a few CPU-hours; hence the pieces. ``--steps`` / ``--length-steps`` override the step counts (the overrides are
-stored with the results, and a results file only resumes with the settings it was started with).
+Cost (one thread, measured on the 2-core machine with two or three runs at once): a (tier, seed) unit of 6,000
+steps per model took 17-20 minutes on the easy tier, 30-32 on the medium and about 38 on the hard one, and a length
+unit about 6 minutes per model; the whole full run is about 5 CPU-hours, hence the pieces. ``--steps`` /
+``--length-steps`` override the step counts (the overrides are stored with the results, and a results file only resumes with the settings it was started with).
 
 The table covers every unit in the results file; the closing JSON line holds ``mdm_success`` and
 ``flexmdm_success`` (the hardest tier present), ``mdm_length_tv`` and ``flexmdm_length_tv`` (brackets) and the
