@@ -1,5 +1,8 @@
 """Triton kernels for block-wise 8-bit quantisation (imported only by :mod:`minidiff.kernels.quantization`).
 
+The scheme is Dettmers, Lewis, Shleifer & Zettlemoyer, 2022, "8-bit Optimizers via Block-wise Quantization",
+arXiv 2110.02861; its torch reference is :mod:`minidiff.optim.quantize`.
+
 One program per quantisation block of ``BLOCK = block_size`` elements, so the block's absmax is a program-local
 ``max``. The nearest map value is found by bisecting the 255 float32 midpoints (8 gathers from a 1 KiB table
 that stays in L1), exactly as ``torch.searchsorted`` does in the reference, and the normalisation uses
